@@ -1,0 +1,25 @@
+"""Shared fixtures. Real ESP32 captures live in ../shared/data beside the checkout; tests that need
+them skip cleanly where that folder is absent."""
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> pathlib.Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real captures not available: {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def csi_tool_capture(shared_data) -> pathlib.Path:
+    path = shared_data / "esp32-csi-tool_ap_ht40_sample.csv"
+    if not path.is_file():
+        pytest.skip(f"real capture not available: {path}")
+    return path
