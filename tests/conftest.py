@@ -23,3 +23,8 @@ def csi_tool_capture(shared_data) -> pathlib.Path:
     if not path.is_file():
         pytest.skip(f"real capture not available: {path}")
     return path
+
+import sys  # noqa: E402
+
+# tests/reference.py is imported as a plain module by the test files.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
