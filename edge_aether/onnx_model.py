@@ -15,7 +15,7 @@ before any tensor is used, and every failure is a ``ModelError`` naming the tens
 format version, missing or unparseable metadata, missing or extra initializers, shapes or dtypes
 that disagree with the metadata, non-finite weights, a pattern table that disagrees with the
 pattern, external-data references that leave the model's folder. No pickle anywhere: ONNX is
-protobuf, and nothing here calls ``np.load(allow_pickle=True)``.
+protobuf, and no object is ever unpickled.
 """
 from __future__ import annotations
 
