@@ -160,88 +160,123 @@ def _median_small(buf, n):
     return 0.5 * (buf[h - 1] + buf[h])
 
 
-@kernel
-def node_advance(x, status, lost, reset, hampel, sigmas, lam, hold_max,
-                 ring, meta, mean, s2, wsum, last, work, counters, out):
-    """Run frames of one node, in order, through the temporal stage.
+# layout of the packed float state of a node (see ``state_size``): ring [W, D], mean [D],
+# s2 [D], last [D], wsum [1], work [W]
+def state_size(dim: int, wlen: int) -> int:
+    """Length of the packed float64 state of one node."""
+    return wlen * dim + 3 * dim + 1 + wlen
 
-    x float32 [N, D] per-frame features; status int8 [N]; lost int64 [N] (frames lost before each);
-    reset uint8 [N]. State (updated in place): ring float64 [W, D], meta int64 [4], mean, s2 float64
-    [D], wsum float64 [1], last float32 [D], work float64 [>= W] scratch. counters int64
-    [N_COUNTERS] accumulate. out float32 [>= N * (1 + hold_max), D]. Returns the rows written.
+
+@kernel
+def _state_views(fstate, dim, wlen):
+    o = wlen * dim
+    ring = fstate[:o].reshape((wlen, dim))
+    mean = fstate[o:o + dim]
+    s2 = fstate[o + dim:o + 2 * dim]
+    last = fstate[o + 2 * dim:o + 3 * dim]
+    wsum = fstate[o + 3 * dim:o + 3 * dim + 1]
+    work = fstate[o + 3 * dim + 1:o + 3 * dim + 1 + wlen]
+    return ring, mean, s2, last, wsum, work
+
+
+@kernel
+def _advance_one(x, st, lost, reset, hampel, sigmas, lam, hold_max, wlen, fstate, istate, out, row):
+    """Temporal stage for one frame (features x float32 [D], status st); rows written at out[row:].
+
+    istate int64 [4 + N_COUNTERS]: meta then counters. Returns the number of rows written.
     """
-    nf = x.shape[0]
-    dim = x.shape[1]
-    wlen = ring.shape[0]
-    rows = 0
-    for f in range(nf):
-        if reset[f]:
-            meta[M_RING_COUNT] = 0
-            meta[M_RING_POS] = 0
-            meta[M_PENDING] = 0
-            meta[M_HAVE_LAST] = 0
-            wsum[0] = 0.0
-            for d in range(dim):
-                mean[d] = 0.0
-                s2[d] = 0.0
-            counters[C_RESETS] += 1
-        st = status[f]
-        gap = meta[M_PENDING] + (lost[f] if lost[f] > 0 else 0)
-        if st != OK:
-            if st == ZERO:
-                counters[C_ZERO] += 1
-            elif st == SATURATED:
-                counters[C_SATURATED] += 1
-            else:
-                counters[C_UNKNOWN] += 1
-            meta[M_PENDING] = gap + 1
-            continue
-        meta[M_PENDING] = 0
-        if gap > 0:
-            if meta[M_HAVE_LAST] == 1 and gap <= hold_max:
-                for c in range(gap):
-                    for d in range(dim):
-                        out[rows, d] = last[d]
-                    rows += 1
-                counters[C_HELD] += gap
-            else:
-                counters[C_GAP_UNFILLED] += 1
-        if hampel:
-            pos = meta[M_RING_POS]
-            for d in range(dim):
-                ring[pos, d] = x[f, d]
-            meta[M_RING_POS] = (pos + 1) % wlen
-            cnt = meta[M_RING_COUNT] + 1
-            if cnt > wlen:
-                cnt = wlen
-            meta[M_RING_COUNT] = cnt
-        inv_w = 0.0
-        if lam > 0.0:
-            wsum[0] = lam * wsum[0] + 1.0
-            inv_w = 1.0 / wsum[0]
+    dim = x.shape[0]
+    ring, mean, s2, last, wsum, work = _state_views(fstate, dim, wlen)
+    c0 = 4
+    if reset:
+        istate[M_RING_COUNT] = 0
+        istate[M_RING_POS] = 0
+        istate[M_PENDING] = 0
+        istate[M_HAVE_LAST] = 0
+        wsum[0] = 0.0
         for d in range(dim):
-            v = np.float64(x[f, d])
-            if hampel and meta[M_RING_COUNT] >= 3:
-                cnt = meta[M_RING_COUNT]
-                for i in range(cnt):
-                    work[i] = ring[i, d]
-                med = _median_small(work, cnt)
-                for i in range(cnt):
-                    work[i] = abs(ring[i, d] - med)
-                mad = _median_small(work, cnt)
-                if abs(v - med) > sigmas * 1.4826 * mad:
-                    v = med
-            if lam > 0.0:
-                dv = v - mean[d]
-                mean[d] += dv * inv_w
-                s2[d] = lam * s2[d] + dv * (v - mean[d])
-                var = s2[d] * inv_w
-                if var < 0.0:
-                    var = 0.0
-                v = (v - mean[d]) / math.sqrt(var + _NORM_EPS)
-            out[rows, d] = v
-            last[d] = out[rows, d]
-        meta[M_HAVE_LAST] = 1
-        rows += 1
-        counters[C_EMITTED] += 1
+            mean[d] = 0.0
+            s2[d] = 0.0
+        istate[c0 + C_RESETS] += 1
+    gap = istate[M_PENDING] + (lost if lost > 0 else 0)
+    if st != OK:
+        if st == ZERO:
+            istate[c0 + C_ZERO] += 1
+        elif st == SATURATED:
+            istate[c0 + C_SATURATED] += 1
+        else:
+            istate[c0 + C_UNKNOWN] += 1
+        istate[M_PENDING] = gap + 1
+        return 0
+    istate[M_PENDING] = 0
+    rows = 0
+    if gap > 0:
+        if istate[M_HAVE_LAST] == 1 and gap <= hold_max:
+            for c in range(gap):
+                for d in range(dim):
+                    out[row + rows, d] = last[d]
+                rows += 1
+            istate[c0 + C_HELD] += gap
+        else:
+            istate[c0 + C_GAP_UNFILLED] += 1
+    cnt = istate[M_RING_COUNT]
+    if hampel:
+        pos = istate[M_RING_POS]
+        for d in range(dim):
+            ring[pos, d] = x[d]
+        istate[M_RING_POS] = (pos + 1) % wlen
+        cnt = min(cnt + 1, wlen)
+        istate[M_RING_COUNT] = cnt
+    inv_w = 0.0
+    if lam > 0.0:
+        wsum[0] = lam * wsum[0] + 1.0
+        inv_w = 1.0 / wsum[0]
+    r = row + rows
+    for d in range(dim):
+        v = np.float64(x[d])
+        if hampel and cnt >= 3:
+            for i in range(cnt):
+                work[i] = ring[i, d]
+            med = _median_small(work, cnt)
+            for i in range(cnt):
+                work[i] = abs(ring[i, d] - med)
+            mad = _median_small(work, cnt)
+            if abs(v - med) > sigmas * 1.4826 * mad:
+                v = med
+        if lam > 0.0:
+            dv = v - mean[d]
+            mean[d] += dv * inv_w
+            s2[d] = lam * s2[d] + dv * (v - mean[d])
+            var = s2[d] * inv_w
+            if var < 0.0:
+                var = 0.0
+            v = (v - mean[d]) / math.sqrt(var + _NORM_EPS)
+        out[r, d] = v
+        last[d] = out[r, d]
+    istate[M_HAVE_LAST] = 1
+    istate[c0 + C_EMITTED] += 1
+    return rows + 1
+
+
+@kernel
+def node_advance(x, status, lost, reset, hampel, sigmas, lam, hold_max, wlen, fstate, istate, out):
+    """Temporal stage over frames of one node, in order: x float32 [N, D], status int8 [N], lost
+    int64 [N], reset uint8 [N]; out float32 [>= N * (1 + hold_max), D]. Returns the rows written."""
+    rows = 0
+    for f in range(x.shape[0]):
+        rows += _advance_one(x[f], status[f], lost[f], reset[f] != 0, hampel, sigmas, lam, hold_max, wlen,
+                             fstate, istate, out, rows)
     return rows
+
+
+@kernel
+def node_push(iq, src_pairs, taps, weights, imag_first, amp_only, known, lost, reset, hampel, sigmas, lam,
+              hold_max, wlen, fstate, istate, scratch, out):
+    """One frame through both stages in one call. scratch float64 [2, >= n_knots + 56]; out float32
+    [>= 1 + hold_max, D]. The per-frame features are computed into out's last row, which held rows
+    (written first, at most hold_max of them) never reach. Returns the rows written."""
+    x = out[out.shape[0] - 1]
+    st = UNKNOWN_LAYOUT
+    if known:
+        st = frame_features(iq, src_pairs, taps, weights, imag_first, amp_only, scratch[0], scratch[1], x)
+    return _advance_one(x, st, lost, reset, hampel, sigmas, lam, hold_max, wlen, fstate, istate, out, 0)

@@ -116,6 +116,8 @@ def featurise_frames(frames: Sequence[CsiFrame], recipe: FeatureRecipe = DEFAULT
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame features of many frames, of any mix of layouts (stateless, vectorised per layout).
 
+    Frames of one layout are gathered into one int8 array and featurised by one compiled call.
+
     Returns
     -------
     (x, status) : (float32 [N, in_dim], int8 [N])
@@ -129,15 +131,23 @@ def featurise_frames(frames: Sequence[CsiFrame], recipe: FeatureRecipe = DEFAULT
     status = np.full(n, K.UNKNOWN_LAYOUT, np.int8)
     groups: dict = {}
     for i, fr in enumerate(frames):
-        plan = _plan(fr, recipe)
-        if plan is not None:
-            groups.setdefault(id(plan), (plan, []))[1].append(i)
+        key = (fr.iq.shape[0], fr.antennas, fr.sig_mode, fr.bandwidth, fr.secondary_channel, fr.stbc,
+               fr.first_word_invalid, fr.chip)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = []
+        g.append(i)
     imag_first = recipe.iq_order == "imag_first"
-    for plan, idx in groups.values():
+    for idx in groups.values():
+        plan = _plan(frames[idx[0]], recipe)
+        if plan is None:
+            continue
         need = 2 * int(plan.src_pairs.max()) + 2
-        iq = np.empty((len(idx), need), np.int8)
-        for r, i in enumerate(idx):
-            iq[r] = _as_int8(frames[i].iq)[:need]
+        iq = np.stack([_as_int8(frames[i].iq)[:need] for i in idx])
+        if len(idx) == n:
+            K.batch_features(iq, plan.src_pairs, plan.taps, plan.weights, imag_first, recipe.amplitude_only,
+                             x, status)
+            continue
         xo = np.empty((len(idx), recipe.in_dim), np.float32)
         st = np.empty(len(idx), np.int8)
         K.batch_features(iq, plan.src_pairs, plan.taps, plan.weights, imag_first, recipe.amplitude_only, xo, st)
@@ -147,24 +157,25 @@ def featurise_frames(frames: Sequence[CsiFrame], recipe: FeatureRecipe = DEFAULT
 
 
 class TemporalState(NamedTuple):
-    """A node's running state, preallocated once and updated in place by ``node_advance``."""
+    """A node's running state, preallocated once and updated in place by the kernels.
 
-    ring: np.ndarray      # float64 [7, D]: the Hampel window (raw features)
-    meta: np.ndarray      # int64 [4]: ring count, ring position, pending gap, have-last flag
-    mean: np.ndarray      # float64 [D]: exponentially weighted mean
-    s2: np.ndarray        # float64 [D]: exponentially weighted sum of squared deviations
-    wsum: np.ndarray      # float64 [1]: sum of weights
-    last: np.ndarray      # float32 [D]: the last vector emitted (held over lost frames)
-    work: np.ndarray      # float64 [7]: median scratch
+    ``fstate`` packs, as float64: the Hampel window [7, D] (raw features), the exponentially
+    weighted mean [D] and sum of squared deviations [D], the last vector emitted [D], the sum of
+    weights [1] and median scratch [7]. ``istate`` packs, as int64: ring count, ring position,
+    pending gap (rejected frames since the last accepted one), have-last flag, then the counters.
+    """
+
+    fstate: np.ndarray
+    istate: np.ndarray
 
     @classmethod
     def new(cls, dim: int) -> "TemporalState":
-        return cls(np.zeros((_WINDOW, dim)), np.zeros(4, np.int64), np.zeros(dim), np.zeros(dim),
-                   np.zeros(1), np.zeros(dim, np.float32), np.zeros(_WINDOW))
+        return cls(np.zeros(K.state_size(dim, _WINDOW)), np.zeros(4 + K.N_COUNTERS, np.int64))
 
     def clear(self) -> None:
-        for a in self:
-            a[...] = 0
+        """Running state back to fresh; the counters are kept."""
+        self.fstate[...] = 0.0
+        self.istate[:4] = 0
 
 
 class NodeFeaturiser:
@@ -180,6 +191,7 @@ class NodeFeaturiser:
     A frame with ``reset=True`` clears the running state before it is used. A frame whose layout
     is unknown, or whose buffer is all zeros or saturated, is rejected (no row), counted, and
     never touches the running state; it counts as lost for the hold of the next accepted frame.
+    Not thread-safe: one featuriser per node, fed from one thread.
     """
 
     def __init__(self, recipe: FeatureRecipe = DEFAULT_RECIPE) -> None:
@@ -189,27 +201,29 @@ class NodeFeaturiser:
         d = recipe.in_dim
         self._dim = d
         self._imag_first = recipe.iq_order == "imag_first"
+        self._amp_only = recipe.amplitude_only
+        self._hampel = recipe.hampel
         self._lam = float(recipe.normalise) if recipe.normalise is not None else 0.0
+        self._hold = recipe.hold_max
         self.max_rows = 1 + recipe.hold_max
         self._state = TemporalState.new(d)
-        self._counters = np.zeros(K.N_COUNTERS, np.int64)
         self._frames = 0
-        self._x = np.zeros((1, d), np.float32)
-        self._status = np.zeros(1, np.int8)
-        self._lost = np.zeros(1, np.int64)
-        self._reset = np.zeros(1, np.uint8)
-        self._amp = np.zeros(512, np.float64)   # >= largest layout's knots (245) + 56
-        self._ph = np.zeros(512, np.float64)
+        self._scratch = np.zeros((2, 512), np.float64)   # >= largest plan's knots (245) + 56
+        self._plans: dict = {}
+        self._none = (np.zeros(1, np.int64), np.zeros((GRID_SIZE, 4), np.int64), np.zeros((GRID_SIZE, 4)))
 
     def reset(self) -> None:
         """Forget the running state (Hampel window, normalisation, last vector); counters are kept."""
         self._state.clear()
 
-    def _advance(self, x, status, lost, reset, out) -> int:
-        s = self._state
-        return K.node_advance(x, status, lost, reset, self.recipe.hampel, HAMPEL_SIGMAS, self._lam,
-                              self.recipe.hold_max, s.ring, s.meta, s.mean, s.s2, s.wsum, s.last, s.work,
-                              self._counters, out)
+    def _plan_of(self, frame: CsiFrame) -> Optional[ResamplePlan]:
+        key = (frame.iq.shape[0], frame.antennas, frame.sig_mode, frame.bandwidth, frame.secondary_channel,
+               frame.stbc, frame.first_word_invalid, frame.chip)
+        try:
+            return self._plans[key]
+        except KeyError:
+            plan = self._plans[key] = _plan(frame, self.recipe)
+            return plan
 
     def push(self, frame: CsiFrame, out: Optional[np.ndarray] = None) -> np.ndarray:
         """Feature rows for one frame.
@@ -235,35 +249,36 @@ class NodeFeaturiser:
             raise InputError(f"out: found {out.dtype} {out.shape}, expected contiguous float32 "
                              f"[>= {self.max_rows}, {self._dim}]")
         self._frames += 1
-        plan = _plan(frame, self.recipe)
+        plan = self._plan_of(frame)
+        iq = frame.iq
+        if iq.dtype != np.int8 or not iq.flags.c_contiguous:
+            iq = _as_int8(iq)
         if plan is None:
-            self._status[0] = K.UNKNOWN_LAYOUT
+            sp, taps, w = self._none
         else:
-            self._status[0] = K.frame_features(_as_int8(frame.iq), plan.src_pairs, plan.taps, plan.weights,
-                                               self._imag_first, self.recipe.amplitude_only,
-                                               self._amp, self._ph, self._x[0])
-        self._lost[0] = frame.lost_before
-        self._reset[0] = 1 if frame.reset else 0
-        m = self._advance(self._x, self._status, self._lost, self._reset, out)
+            sp, taps, w = plan.src_pairs, plan.taps, plan.weights
+        s = self._state
+        m = K.node_push(iq, sp, taps, w, self._imag_first, self._amp_only, plan is not None, frame.lost_before,
+                        bool(frame.reset), self._hampel, HAMPEL_SIGMAS, self._lam, self._hold, _WINDOW,
+                        s.fstate, s.istate, self._scratch, out)
         return out[:m]
 
     def push_many(self, frames: Iterable[CsiFrame]) -> np.ndarray:
         """Feature rows for a run of this node's frames: exactly the rows ``push`` would give, stacked."""
         frames = list(frames)
         x, status = featurise_frames(frames, self.recipe)
-        for fr, st in zip(frames, status):
-            if st == K.UNKNOWN_LAYOUT:
-                _plan(fr, self.recipe)   # logs the unknown count once
         lost = np.array([fr.lost_before for fr in frames], np.int64)
         reset = np.array([1 if fr.reset else 0 for fr in frames], np.uint8)
         out = np.empty((len(frames) * self.max_rows, self._dim), np.float32)
         self._frames += len(frames)
-        m = self._advance(x, status, lost, reset, out)
+        s = self._state
+        m = K.node_advance(x, status, lost, reset, self._hampel, HAMPEL_SIGMAS, self._lam, self._hold, _WINDOW,
+                           s.fstate, s.istate, out)
         return out[:m]
 
     def stats(self) -> dict:
         """Counters since construction: frames seen, rows emitted and held, rejections by reason."""
-        c = self._counters
+        c = self._state.istate[4:]
         return {
             "frames": self._frames,
             "emitted": int(c[K.C_EMITTED]),

@@ -123,6 +123,10 @@ def build_plan(layout: CsiLayout, first_word_invalid: bool, ht40: str) -> Resamp
     x = sc.astype(np.float64)
     targets = target_positions(block, ht40)
     taps, weights = _compact(hermite_matrix(x, targets))
+    # keep only the knots the taps reach: the unwrap then starts at the first of them, which
+    # changes the phase by a multiple of 2 pi, a constant the detrending removes
+    lo, hi = int(taps.min()), int(taps.max())
+    pairs, x, taps = pairs[lo:hi + 1].copy(), x[lo:hi + 1].copy(), taps - lo
     for a in (pairs, x, targets, taps, weights):
         a.setflags(write=False)
     return ResamplePlan(layout.name, block.name, pairs, x, targets, taps, weights)
