@@ -13,8 +13,10 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import InputError
-from .jit import kernel
-from .kernels import attend_keys, check_array, sparse_attention
+from numba import prange
+
+from .jit import kernel, parallel_kernel
+from .kernels import _ROWS_PER_CHUNK, attend_keys, block_means, check_array
 from .pattern import MAX_LOG_KEYS, SparsePattern, gen_keys
 
 
@@ -45,6 +47,22 @@ _C_IN, _C_HQ, _C_HKV, _C_D, _C_NC, _C_W, _C_B, _C_H, _C_LOG, _C_LM, _C_RING, _C_
 
 
 @kernel
+def _offsets(in_dim, hq, hkv, d, nc):
+    """Offsets of wq, bq, wk, bk, wv, bv, wo, bo, wc, bc in the flat parameter buffer."""
+    qd, kd = hq * d, hkv * d
+    o_bq = qd * in_dim
+    o_wk = o_bq + qd
+    o_bk = o_wk + kd * in_dim
+    o_wv = o_bk + kd
+    o_bv = o_wv + kd * in_dim
+    o_wo = o_bv + kd
+    o_bo = o_wo + in_dim * qd
+    o_wc = o_bo + in_dim
+    o_bc = o_wc + nc * in_dim
+    return 0, o_bq, o_wk, o_bk, o_wv, o_bv, o_wo, o_bo, o_wc, o_bc
+
+
+@kernel
 def _matvec(theta, w_off, b_off, n_rows, x, out):
     """out[r] = theta-matrix row r (at w_off, row-major, len(x) columns) . x + theta[b_off + r]."""
     n_cols = x.shape[0]
@@ -69,17 +87,7 @@ def _advance(n, x, y, logits, theta, cfg, glob, kv, pos, work, scores, iwork):
     ring, lmring = cfg[_C_RING], cfg[_C_LMRING]
     ng = glob.shape[0]
     qd, kd = hq * d, hkv * d
-    # offsets of the parameters in theta (HeadWeights order)
-    o_wq = 0
-    o_bq = o_wq + qd * in_dim
-    o_wk = o_bq + qd
-    o_bk = o_wk + kd * in_dim
-    o_wv = o_bk + kd
-    o_bv = o_wv + kd * in_dim
-    o_wo = o_bv + kd
-    o_bo = o_wo + in_dim * qd
-    o_wc = o_bo + in_dim
-    o_bc = o_wc + nc * in_dim
+    o_wq, o_bq, o_wk, o_bk, o_wv, o_bv, o_wo, o_bo, o_wc, o_bc = _offsets(in_dim, hq, hkv, d, nc)
 
     t = pos[n]
     xs = x[n]
@@ -152,6 +160,66 @@ def _step_streams(x, y, logits, theta, cfg, glob, kv, pos, work, scores, iwork):
     return -1
 
 
+@parallel_kernel
+def _head_prefill(x, theta, cfg, glob, y):
+    """Fused prefill: x [N, T, in_dim] -> y [N, T, in_dim] with the same matvecs as the stream."""
+    in_dim, hq, hkv, d, nc = cfg[_C_IN], cfg[_C_HQ], cfg[_C_HKV], cfg[_C_D], cfg[_C_NC]
+    window, block, horizon = cfg[_C_W], cfg[_C_B], cfg[_C_H]
+    log_stride, landmarks = cfg[_C_LOG] != 0, cfg[_C_LM] != 0
+    N, T = x.shape[0], x.shape[1]
+    qd, kd = hq * d, hkv * d
+    o_wq, o_bq, o_wk, o_bk, o_wv, o_bv, o_wo, o_bo, o_wc, o_bc = _offsets(in_dim, hq, hkv, d, nc)
+    nb = T // block if landmarks else 0
+    q = np.empty((N, T, hq, d), np.float32)
+    K = np.empty((N, T + nb, hkv, d), np.float32)
+    V = np.empty((N, T + nb, hkv, d), np.float32)
+    scale = np.float32(1.0 / math.sqrt(d))
+    n_chunks = (T + _ROWS_PER_CHUNK - 1) // _ROWS_PER_CHUNK
+    for job in prange(N * n_chunks):
+        n = job // n_chunks
+        c = job % n_chunks
+        for t in range(c * _ROWS_PER_CHUNK, min(T, (c + 1) * _ROWS_PER_CHUNK)):
+            _matvec(theta, o_wq, o_bq, qd, x[n, t], q[n, t].reshape(qd))
+            _matvec(theta, o_wk, o_bk, kd, x[n, t], K[n, t].reshape(kd))
+            _matvec(theta, o_wv, o_bv, kd, x[n, t], V[n, t].reshape(kd))
+    for n in range(N):
+        block_means(K[n, :T], block, K[n, T:])
+        block_means(V[n, :T], block, V[n, T:])
+    for job in prange(N * n_chunks):
+        n = job // n_chunks
+        c = job % n_chunks
+        tok = np.empty(window + 1 + MAX_LOG_KEYS, np.int64)
+        gsel = np.empty(max(glob.shape[0], 1), np.int64)
+        blk = np.empty(MAX_LOG_KEYS + 1, np.int64)
+        rows = np.empty(tok.shape[0] + gsel.shape[0] + blk.shape[0], np.int64)
+        scores = np.empty((hq // hkv, rows.shape[0]), np.float32)
+        o = np.empty((hq, d), np.float32)
+        for t in range(c * _ROWS_PER_CHUNK, min(T, (c + 1) * _ROWS_PER_CHUNK)):
+            nt, ngl, nbk = gen_keys(t, window, block, glob, log_stride, landmarks, horizon, tok, gsel, blk)
+            cnt = 0
+            for i in range(nt):
+                rows[cnt] = tok[i]
+                cnt += 1
+            for i in range(ngl):
+                rows[cnt] = glob[gsel[i]]
+                cnt += 1
+            for i in range(nbk):
+                rows[cnt] = T + blk[i]
+                cnt += 1
+            attend_keys(q[n, t], K[n], V[n], rows, cnt, scale, scores, o)
+            _matvec(theta, o_wo, o_bo, in_dim, o.reshape(qd), y[n, t])
+
+
+def _config_vector(head, pattern, ring=0, lmring=0):
+    cfg = np.zeros(_C_NCFG, np.int64)
+    cfg[[_C_IN, _C_HQ, _C_HKV, _C_D, _C_NC]] = (head.in_dim, head.q_heads, head.kv_heads,
+                                                head.head_dim, head.n_classes)
+    cfg[[_C_W, _C_B, _C_H, _C_LOG, _C_LM]] = (pattern.window, pattern.block_size, pattern.horizon_value,
+                                              pattern.log_stride, pattern.landmarks)
+    cfg[[_C_RING, _C_LMRING]] = (ring, lmring)
+    return cfg
+
+
 class HeadStream:
     """Streaming state of ``n_streams`` independent streams of one head (DESIGN.md section 3).
 
@@ -173,13 +241,7 @@ class HeadStream:
         self.landmark_capacity = p.horizon // p.block_size + 3
         ng = len(p.global_tokens)
         rows = self.capacity + ng + (self.landmark_capacity if p.landmarks else 0)
-        cfg = np.zeros(_C_NCFG, np.int64)
-        cfg[[_C_IN, _C_HQ, _C_HKV, _C_D, _C_NC]] = (head.in_dim, head.q_heads, head.kv_heads,
-                                                    head.head_dim, head.n_classes)
-        cfg[[_C_W, _C_B, _C_H, _C_LOG, _C_LM]] = (p.window, p.block_size, p.horizon, p.log_stride,
-                                                  p.landmarks)
-        cfg[[_C_RING, _C_LMRING]] = (self.capacity, self.landmark_capacity)
-        self._cfg = cfg
+        self._cfg = _config_vector(head, p, self.capacity, self.landmark_capacity)
         self._glob = p.globals_array
         self.kv = np.zeros((self.n_streams, 2, rows, head.kv_heads, head.head_dim), np.float32)
         self.positions = np.zeros(self.n_streams, np.int64)
@@ -367,14 +429,10 @@ class TemporalHead:
         if not np.all(np.isfinite(x)):
             raise InputError("x: expected finite values, found NaN or inf")
         pattern = self.pattern if horizon == "pattern" else self.pattern.with_horizon(horizon)
-        w = self.weights
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.in_dim)
-        q = (x2 @ w.wq.T + w.bq).reshape(*lead, self.q_heads, self.head_dim)
-        k = (x2 @ w.wk.T + w.bk).reshape(*lead, self.kv_heads, self.head_dim)
-        v = (x2 @ w.wv.T + w.bv).reshape(*lead, self.kv_heads, self.head_dim)
-        o = sparse_attention(q, k, v, pattern)
-        return (o.reshape(-1, self.q_heads * self.head_dim) @ w.wo.T + w.bo).reshape(x.shape)
+        x3 = x if x.ndim == 3 else x[None]
+        y = np.empty_like(x3)
+        _head_prefill(x3, self._theta, _config_vector(self, pattern), pattern.globals_array, y)
+        return y if x.ndim == 3 else y[0]
 
     def logits(self, y: np.ndarray) -> np.ndarray:
         """Classifier logits for outputs y [..., in_dim] ([..., 0] without a classifier)."""
