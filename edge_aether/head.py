@@ -447,10 +447,12 @@ class TemporalHead:
         """``n_streams`` independent streams advanced together: ``step(x [n_streams, in_dim])``."""
         return HeadStream(self, n_streams, horizon, batched=True)
 
-    def prepare(self) -> None:
-        """Compile every kernel the head uses (call before reporting ready)."""
+    def prepare(self, prefill: bool = False) -> None:
+        """Compile (or load from the numba cache) the streaming kernels, and the prefill kernel
+        when ``prefill`` is true; call before reporting ready."""
         x = np.zeros((2 * self.pattern.block_size + 2, self.in_dim), np.float32)
-        self.forward(x)
-        s = self.stream(horizon=max(self.pattern.window, 1))
+        if prefill:
+            self.forward(x)
+        s = self.stream_batch(1, horizon=max(self.pattern.window, 1))
         for row in x:
-            s.step(row)
+            s.step(row[None])

@@ -46,7 +46,9 @@ def run(ctx) -> dict:
     for i in range(1, HORIZON + 200):  # past the first wrap of the ring
         s.step(x[i])
     n = 5000 if ctx.quick else 50000
-    res.update(percentiles_us(time_calls_ns(lambda i: s.step(x[i & 4095]), n), "step"))
+    step_ns = time_calls_ns(lambda i: s.step(x[i & 4095]), n)
+    res.update(percentiles_us(step_ns, "step"))
+    ctx.samples["numba step"] = step_ns / 1e3
 
     ctx.progress("numba step, 8 streams per call")
     b = head.stream_batch(8, horizon=HORIZON)

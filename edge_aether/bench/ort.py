@@ -44,6 +44,8 @@ def measure(ctx, head, horizon: int = 1024) -> dict:
         t0 = time.perf_counter()
         stream.step(frame)
         ts[i] = time.perf_counter() - t0
+    if hasattr(ctx, "samples"):
+        ctx.samples["onnxruntime step"] = ts * 1e6
     progress("onnxruntime prefill")
     reps = 3 if quick else 10
     return {
