@@ -20,7 +20,7 @@ from .binary import (
     HEADER_SIZE, MAGIC_CSI, MAX_CSI_FRAME, MAGIC_TAIL, SIBLING_MAGICS, check_sibling, csi_frame_length, decode_csi_packet,
 )
 from .frame import CsiFrame
-from .text import CsiLineDecoder, strip_ansi
+from .text import CsiLineDecoder, is_header, strip_ansi
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class StreamDecoder:
             # junk such as a torn record or a log fragment. Resync at the record start; junk is one
             # unit, the record another. A header line names CSI_DATA too: it is not split.
             head = strip_ansi(raw[:i]).strip()
-            if head.startswith(b"type,"):
+            if is_header(strip_ansi(raw).strip()):
                 i = 0
             else:
                 if head:

@@ -51,6 +51,12 @@ _DATA_NAMES = ("data", "csi_data")
 _ARRAY_CHARS_DELETE = b"0123456789-, \t"
 _ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _TOKEN = b"CSI_DATA"
+_HEADER = re.compile(rb"type(,[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*)+")
+
+
+def is_header(line: bytes) -> bool:
+    """True for a header line (``type,`` then field names only), which may name ``CSI_DATA`` too."""
+    return line.startswith(b"type,") and _HEADER.fullmatch(line) is not None
 
 
 @dataclass(frozen=True)
@@ -168,7 +174,7 @@ class CsiLineDecoder:
     def decode(self, line: bytes, host_time: float = 0.0) -> Union[CsiFrame, str]:
         """Decode one line (ANSI codes and line-ending whitespace already stripped)."""
         if not line.startswith(_TOKEN):
-            if line.startswith(b"type,"):
+            if is_header(line):
                 lay = _layout_from_names(line.decode("ascii", "replace").split(","), None, True)
                 if lay is not None:
                     self.header = lay
