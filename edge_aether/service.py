@@ -258,6 +258,14 @@ class Service:
             self.sink.close()
         self.log_stats(time.monotonic(), final=True)
 
+    def close(self) -> None:
+        """Release what a failed start opened (sources, output file)."""
+        if self._own_sources:
+            for src in self.sources or ():
+                src.close()
+        if self.sink is not None:
+            self.sink.close()
+
     def _node(self, src_index: int, frame) -> NodeState:
         key = (src_index, frame.node)
         st = self.nodes.get(key)
@@ -548,25 +556,27 @@ def main_run(args: argparse.Namespace, on_ready: Optional[Callable[[Service], No
     def on_signal(signum, _frame):
         service.stop(f"signal {signal.Signals(signum).name}")
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        service.start()
-    except ConfigError as e:
-        log.error("%s", e)
-        return EXIT_CONFIG
-    except EdgeAetherError as e:  # ModelError: a clear line, no traceback, no restart
-        log.error("%s", e)
-        return EXIT_CONFIG
-    except BridgeError as e:  # a port that is not there (yet): systemd retries after RestartSec
-        log.error("%s", e)
-        return EXIT_FAILURE
-    if on_ready is not None:
-        on_ready(service)
-    try:
-        return service.run()
-    except BrokenPipeError:  # `edge-aether run | head`
-        return 0
+        try:
+            service.start()
+        except EdgeAetherError as e:  # ConfigError, ModelError: a clear line, no traceback, no restart
+            log.error("%s", e)
+            service.close()
+            return EXIT_CONFIG
+        except BridgeError as e:  # a port that is not there (yet): systemd retries after RestartSec
+            log.error("%s", e)
+            service.close()
+            return EXIT_FAILURE
+        if on_ready is not None:
+            on_ready(service)
+        try:
+            return service.run()
+        except BrokenPipeError:  # `edge-aether run | head`
+            return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "NodeState", "Service", "configure_run", "load_head",
