@@ -120,36 +120,48 @@ def strip_ansi(line: bytes) -> bytes:
     return _ANSI.sub(b"", line) if b"\x1b" in line else line
 
 
+def _fromstring_raises() -> bool:
+    """Whether this numpy raises on unparsable text (newer) or stops early with a warning (older)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            np.fromstring(b"1,x", dtype=np.int64, sep=",")
+        except ValueError:
+            return True
+    return False
+
+
+#: Newer numpy raises on unparsable text, so a count of values is only needed with older ones.
+_COUNT_VALUES = not _fromstring_raises()
+
+
 def parse_int8_list(body: bytes) -> Optional[np.ndarray]:
     """Parse the inside of a bracketed list (comma- or space-separated) into int8, or ``None``."""
     if not body or body.translate(None, _ARRAY_CHARS_DELETE):
         return None
-    spaced = b"," not in body
-    if not spaced:
-        text = body
-        expected = body.count(b",") + 1
-        if body.rstrip().endswith(b","):
-            expected -= 1
-    else:
-        # numpy parses a comma separator about twice as fast as a whitespace one.
-        text = body.strip().replace(b" ", b",")
-        expected = text.count(b",") + 1 if text else 0
+    spaced = body.find(b",", 0, 8) < 0  # the first value has at most 4 characters
+    # numpy parses a comma separator about twice as fast as a whitespace one.
+    text = body.strip().replace(b" ", b",") if spaced else body
     try:
         values = np.fromstring(text, dtype=np.int64, sep=",")
     except ValueError:
         values = None
-    # Old numpy stops early (with a warning) instead of raising: check the count of values.
-    if values is None or values.shape[0] != expected or expected == 0:
+    if values is not None and _COUNT_VALUES:
+        expected = text.count(b",") + 1 - text.rstrip().endswith(b",")
+        if values.shape[0] != expected:
+            values = None
+    if values is None or values.shape[0] == 0:
         if not spaced or (b",," not in text and b"\t" not in text):
             return None
         # Irregular whitespace (runs of spaces, tabs): normalise and try once more.
         text = b",".join(body.split())
-        expected = text.count(b",") + 1 if text else 0
         try:
             values = np.fromstring(text, dtype=np.int64, sep=",")
         except ValueError:
             return None
-        if values.shape[0] != expected or expected == 0:
+        if values.shape[0] != text.count(b",") + 1:
             return None
     if b"-," in text or text.endswith(b"-"):
         return None  # numpy reads a lone "-" as 0

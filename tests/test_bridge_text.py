@@ -98,3 +98,14 @@ def test_int8_lists(body, expected):
 @pytest.mark.parametrize("body", [b"", b" ", b"1,-,2", b"128", b"1 x 2", b"1.5 2", b"1,,2", b"-"])
 def test_bad_int8_lists(body):
     assert parse_int8_list(body) is None
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b"1 2 3 ", [1, 2, 3]), (b"1,2,", [1, 2]), (b"1 x 2", None), (b"1,,2", None), (b"128", None),
+])
+def test_int8_lists_with_the_count_check_older_numpy_needs(monkeypatch, body, expected):
+    from firmware_bridge import text
+
+    monkeypatch.setattr(text, "_COUNT_VALUES", True)
+    got = parse_int8_list(body)
+    assert (got is None and expected is None) or got.tolist() == expected
