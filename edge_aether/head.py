@@ -16,7 +16,7 @@ from .errors import InputError
 from numba import prange
 
 from .jit import kernel, parallel_kernel
-from .kernels import _ROWS_PER_CHUNK, attend_keys, block_means, check_array
+from .kernels import _ROWS_PER_CHUNK, attend_keys, block_means, check_array, key_scratch, prefill_key_rows
 from .pattern import MAX_LOG_KEYS, SparsePattern, gen_keys
 
 
@@ -123,11 +123,13 @@ def _advance(n, x, y, logits, theta, cfg, glob, kv, pos, work, scores, iwork):
                     K[lrow, g, i] /= block
                     V[lrow, g, i] /= block
     # visible keys -> rows of the state table
-    ntk = window + 1 + 64
+    # iwork holds gen_keys' buffers then the rows, laid out as kernels.key_scratch sizes them
+    ntk = window + 1 + MAX_LOG_KEYS
+    ngs = max(ng, 1)
     tok = iwork[0:ntk]
-    gsel = iwork[ntk:ntk + max(ng, 1)]
-    blk = iwork[ntk + max(ng, 1):ntk + max(ng, 1) + 64]
-    rows = iwork[ntk + max(ng, 1) + 64:]
+    gsel = iwork[ntk:ntk + ngs]
+    blk = iwork[ntk + ngs:ntk + ngs + MAX_LOG_KEYS + 1]
+    rows = iwork[ntk + ngs + MAX_LOG_KEYS + 1:]
     nt, ngl, nb = gen_keys(t, window, block, glob, log_stride, landmarks, horizon, tok, gsel, blk)
     cnt = 0
     for i in range(nt):
@@ -188,24 +190,12 @@ def _head_prefill(x, theta, cfg, glob, y):
     for job in prange(N * n_chunks):
         n = job // n_chunks
         c = job % n_chunks
-        tok = np.empty(window + 1 + MAX_LOG_KEYS, np.int64)
-        gsel = np.empty(max(glob.shape[0], 1), np.int64)
-        blk = np.empty(MAX_LOG_KEYS + 1, np.int64)
-        rows = np.empty(tok.shape[0] + gsel.shape[0] + blk.shape[0], np.int64)
+        tok, gsel, blk, rows = key_scratch(window, glob.shape[0])
         scores = np.empty((hq // hkv, rows.shape[0]), np.float32)
         o = np.empty((hq, d), np.float32)
         for t in range(c * _ROWS_PER_CHUNK, min(T, (c + 1) * _ROWS_PER_CHUNK)):
-            nt, ngl, nbk = gen_keys(t, window, block, glob, log_stride, landmarks, horizon, tok, gsel, blk)
-            cnt = 0
-            for i in range(nt):
-                rows[cnt] = tok[i]
-                cnt += 1
-            for i in range(ngl):
-                rows[cnt] = glob[gsel[i]]
-                cnt += 1
-            for i in range(nbk):
-                rows[cnt] = T + blk[i]
-                cnt += 1
+            cnt = prefill_key_rows(t, T, window, block, glob, log_stride, landmarks, horizon,
+                                   tok, gsel, blk, rows)
             attend_keys(q[n, t], K[n], V[n], rows, cnt, scale, scores, o)
             _matvec(theta, o_wo, o_bo, in_dim, o.reshape(qd), y[n, t])
 
@@ -247,7 +237,7 @@ class HeadStream:
         self.positions = np.zeros(self.n_streams, np.int64)
         self._work = np.zeros((2, head.q_heads, head.head_dim), np.float32)
         self._scores = np.zeros((head.q_heads // head.kv_heads, p.max_keys()), np.float32)
-        self._iwork = np.zeros((p.window + 1 + 64) + max(ng, 1) + 64 + p.max_keys(), np.int64)
+        self._iwork = np.zeros(2 * p.max_keys(), np.int64)  # gen_keys buffers + rows (see _advance)
         self._y = np.zeros((self.n_streams, head.in_dim), np.float32)
         self._logits = np.zeros((self.n_streams, head.n_classes), np.float32)
         self._shape = (self.n_streams, head.in_dim) if batched else (head.in_dim,)

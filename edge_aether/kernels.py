@@ -94,6 +94,33 @@ def _extend_with_landmarks(k, v, block, landmarks):
     return K, V
 
 
+@kernel
+def prefill_key_rows(t, T, window, block, glob, log_stride, landmarks, horizon, tok, gsel, blk, rows):
+    """Rows of query t's keys in a prefill table [T tokens, then block means]; returns the count."""
+    nt, ng, nb = gen_keys(t, window, block, glob, log_stride, landmarks, horizon, tok, gsel, blk)
+    cnt = 0
+    for i in range(nt):
+        rows[cnt] = tok[i]
+        cnt += 1
+    for i in range(ng):
+        rows[cnt] = glob[gsel[i]]
+        cnt += 1
+    for i in range(nb):
+        rows[cnt] = T + blk[i]
+        cnt += 1
+    return cnt
+
+
+@kernel
+def key_scratch(window, n_glob):
+    """Per-worker buffers for gen_keys and the key rows: (tok, gsel, blk, rows)."""
+    tok = np.empty(window + 1 + MAX_LOG_KEYS, np.int64)
+    gsel = np.empty(max(n_glob, 1), np.int64)
+    blk = np.empty(MAX_LOG_KEYS + 1, np.int64)
+    rows = np.empty(tok.shape[0] + gsel.shape[0] + blk.shape[0], np.int64)
+    return tok, gsel, blk, rows
+
+
 @parallel_kernel
 def _sparse_prefill(q, k, v, window, block, glob, log_stride, landmarks, horizon, out):
     """q [N, T, Hq, d], k/v [N, T, Hkv, d] -> out [N, T, Hq, d]."""
@@ -103,23 +130,11 @@ def _sparse_prefill(q, k, v, window, block, glob, log_stride, landmarks, horizon
     for n in range(N):
         K, V = _extend_with_landmarks(k[n], v[n], block, landmarks)
         for c in prange(n_chunks):
-            tok = np.empty(window + 1 + MAX_LOG_KEYS, np.int64)
-            gsel = np.empty(max(glob.shape[0], 1), np.int64)
-            blk = np.empty(MAX_LOG_KEYS + 1, np.int64)
-            rows = np.empty(tok.shape[0] + gsel.shape[0] + blk.shape[0], np.int64)
+            tok, gsel, blk, rows = key_scratch(window, glob.shape[0])
             scores = np.empty((q.shape[2], rows.shape[0]), np.float32)
             for t in range(c * _ROWS_PER_CHUNK, min(T, (c + 1) * _ROWS_PER_CHUNK)):
-                nt, ng, nb = gen_keys(t, window, block, glob, log_stride, landmarks, horizon, tok, gsel, blk)
-                cnt = 0
-                for i in range(nt):
-                    rows[cnt] = tok[i]
-                    cnt += 1
-                for i in range(ng):
-                    rows[cnt] = glob[gsel[i]]
-                    cnt += 1
-                for i in range(nb):
-                    rows[cnt] = T + blk[i]
-                    cnt += 1
+                cnt = prefill_key_rows(t, T, window, block, glob, log_stride, landmarks, horizon,
+                                       tok, gsel, blk, rows)
                 attend_keys(q[n, t], K, V, rows, cnt, scale, scores, out[n, t])
 
 
