@@ -91,6 +91,8 @@ KEYS: dict[str, Key] = {
     "output.digits": Key("int", 6, "significant digits of output floats", _digits),
     "service.stats_interval_s": Key("float", 10.0, "seconds between stats lines in the log (and STATUS=)",
                                     _positive),
+    "service.batch_ms": Key("float", 5.0, "gather frames for at least this long (ms) before processing "
+                            "them as one batch: less CPU per frame, more latency", _non_negative),
     "service.max_frames": Key("int", 0, "stop after this many output lines; 0: never", _non_negative),
     "service.duration_s": Key("float", 0.0, "stop after this many seconds; 0: never", _non_negative),
     "service.log_level": Key("str", "info", "debug, info, warning or error",

@@ -195,8 +195,16 @@ class Service:
         multi = len(sources) > 1
         turn = 0
         status = 0
+        batch_s = s["service.batch_ms"] / 1000.0
+        last_batch = 0.0
         try:
             while not self._stop.is_set():
+                if batch_s:
+                    # Let frames gather: the per-batch costs (wake-ups, write, flush) are shared.
+                    wait = last_batch + batch_s - time.monotonic()
+                    if wait > 0 and self._stop.wait(wait):
+                        break
+                    last_batch = time.monotonic()
                 frames: list = []
                 live = [i for i, src in enumerate(sources) if not src.ended]
                 if not live:
