@@ -121,7 +121,7 @@ fi
 # -- compile the kernels once, as the service user, into the service's cache -----------------------
 if [ "$WARM" = 1 ]; then
     echo "compiling kernels into $CACHE_DIR/numba (a minute or two on a Pi)"
-    run runuser -u "$SVC_USER" -- env NUMBA_CACHE_DIR="$CACHE_DIR/numba" \
+    run runuser -u "$SVC_USER" -- env NUMBA_CACHE_DIR="$CACHE_DIR/numba" EDGE_AETHER_CACHE_DIR="$CACHE_DIR" \
         "$VENV/bin/edge-aether" run --no-config --source "sim://?nodes=1&realtime=false" \
         --max-frames 20 --out /dev/null
 fi

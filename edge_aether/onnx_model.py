@@ -19,7 +19,6 @@ protobuf, and no object is ever unpickled.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pathlib
@@ -33,6 +32,7 @@ from . import __version__
 from .errors import InputError, ModelError
 from .onnx_graph import (OPSET, TABLE_NAME, build_prefill, build_step, extra_keys_table,
                          graph_weight_names, weight_shapes)
+from .model_store import _REPO_MODELS, DEFAULT_MODEL_NAME, default_model_path, file_sha256  # noqa: F401
 from .pattern import SparsePattern
 
 #: Version of the metadata layout this edge-aether reads and writes.
@@ -57,12 +57,10 @@ METADATA_KEYS = {
 }
 
 #: The shipped default model: file name, seed, classifier labels.
-DEFAULT_MODEL_NAME = "aether-default.onnx"
 DEFAULT_SEED = 0
 DEFAULT_CLASS_NAMES = ("untrained_0", "untrained_1", "untrained_2", "untrained_3")
 DEFAULT_HORIZON = 1024
 
-_REPO_MODELS = pathlib.Path(__file__).resolve().parents[1] / "models"
 
 
 @dataclass(frozen=True)
@@ -110,14 +108,6 @@ class ModelFile:
 
     def sha256(self) -> str:
         return file_sha256(self.path)
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def step_path(path) -> pathlib.Path:
@@ -388,19 +378,3 @@ def make_default_head():
     return TemporalHead.random(DEFAULT_RECIPE.in_dim, seed=DEFAULT_SEED,
                                pattern=SparsePattern(horizon=DEFAULT_HORIZON),
                                class_names=DEFAULT_CLASS_NAMES, feature_recipe=DEFAULT_RECIPE.to_dict())
-
-
-def default_model_path() -> pathlib.Path:
-    """Path of the shipped default model file.
-
-    Looked up, in order: the package resource ``edge_aether/models/aether-default.onnx`` (where a
-    wheel that ships the model puts it), then ``models/aether-default.onnx`` of the source checkout
-    (editable installs). Raises ModelError saying how to make it when neither exists.
-    """
-    candidates = [pathlib.Path(__file__).resolve().parent / "models" / DEFAULT_MODEL_NAME,
-                  _REPO_MODELS / DEFAULT_MODEL_NAME]
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise ModelError(f"the default model file is not installed (looked at {[str(c) for c in candidates]}); "
-                     "generate it with `edge-aether make-default-model --out PATH` and pass --model PATH")

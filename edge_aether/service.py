@@ -21,7 +21,6 @@ import signal
 import threading
 import time
 from typing import Callable, Optional
-from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -441,7 +440,7 @@ class Service:
 
 def load_head(path: str, backend: str):
     """Load a model file (empty path: the shipped default); ConfigError when it is missing."""
-    from .onnx_model import default_model_path, load_onnx
+    from .model_store import default_model_path, load_head as load_model
 
     if not path:
         path = str(default_model_path())
@@ -450,7 +449,7 @@ def load_head(path: str, backend: str):
                           "or leave model.path empty for the shipped default model")
     elif not os.access(path, os.R_OK):
         raise ConfigError(f"model.path: {path} is not readable by this user")
-    head = load_onnx(path, backend=backend)
+    head = load_model(path, backend=backend)
     head.model_path = path
     return head
 

@@ -140,7 +140,7 @@ def main_bench(args: argparse.Namespace) -> int:
         return 2
     model = args.model
     if model is None:
-        from ..onnx_model import default_model_path
+        from ..model_store import default_model_path
         model = str(default_model_path())
     ctx = BenchContext(quick=args.quick, model=model, soak=args.soak, progress=progress)
     result: dict[str, dict] = {"env": env_mod.collect(model)}

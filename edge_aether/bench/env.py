@@ -64,6 +64,6 @@ def collect(model_path: str | None) -> dict:
     if khz and khz.isdigit():
         env["cpu_max_mhz"] = int(khz) // 1000
     if model_path:
-        from ..onnx_model import file_sha256
+        from ..model_store import file_sha256
         env["model_sha256"] = file_sha256(model_path)
     return env

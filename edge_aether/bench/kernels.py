@@ -20,10 +20,8 @@ def load_head(ctx):
     """The model the bench runs: ctx.model, else the shipped default, else seeded AETHER weights."""
     from ..head import TemporalHead
     try:
-        from ..onnx_model import default_model_path, load_onnx
-        path = ctx.model or default_model_path()
-        if path:
-            return load_onnx(path, backend="numba")
+        from ..model_store import load_head as load_model
+        return load_model(ctx.model, backend="numba")
     except (ImportError, FileNotFoundError):
         if ctx.model:
             raise
