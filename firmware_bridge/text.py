@@ -70,9 +70,19 @@ class TextLayout:
     from_header: bool = False
 
     def __post_init__(self) -> None:
-        # Precomputed for speed: the integer attributes and a getter of their fields.
-        object.__setattr__(self, "int_attrs", tuple(a for a, _ in self.ints))
-        idx = [i for _, i in self.ints]
+        # Precomputed once per layout so a record costs one itemgetter call and one int() per field:
+        # ``kw_attrs`` are passed to CsiFrame as they are; len, first_word_invalid and raw_timestamp
+        # need a transformation and sit at fixed places after them (-1: the layout lacks the field).
+        attrs = [a for a, _ in self.ints]
+        special = ("len", "first_word_invalid", "raw_timestamp")
+        kw = [(a, i) for a, i in self.ints if a not in special]
+        order = kw + [(a, i) for a, i in self.ints if a in special]
+        object.__setattr__(self, "int_attrs", tuple(attrs))
+        object.__setattr__(self, "kw_attrs", tuple(a for a, _ in kw))
+        names = [a for a, _ in order]
+        for a in special:
+            object.__setattr__(self, f"at_{a}", names.index(a) if a in names else -1)
+        idx = [i for _, i in order]
         if len(idx) > 1:
             getter = operator.itemgetter(*idx)
         elif idx:
@@ -80,6 +90,8 @@ class TextLayout:
         else:
             getter = lambda f: ()  # noqa: E731
         object.__setattr__(self, "int_getter", getter)
+        object.__setattr__(self, "n_fields", self.data_index)
+        object.__setattr__(self, "default_fwi", self.fmt == FMT_CSI_TOOL)
 
 
 def _layout_from_names(names: list[str], fmt: Optional[str], from_header: bool) -> Optional[TextLayout]:
@@ -142,7 +154,7 @@ def parse_int8_list(body: bytes) -> Optional[np.ndarray]:
     if not body or body.translate(None, _ARRAY_CHARS_DELETE):
         return None
     spaced = body.find(b",", 0, 8) < 0  # the first value has at most 4 characters
-    # numpy parses a comma separator about twice as fast as a whitespace one.
+    # numpy's whitespace separator reads "1 - 2" as [1, -2]; commas keep a lone "-" visible.
     text = body.strip().replace(b" ", b",") if spaced else body
     try:
         values = np.fromstring(text, dtype=np.int64, sep=",")
@@ -152,7 +164,7 @@ def parse_int8_list(body: bytes) -> Optional[np.ndarray]:
         expected = text.count(b",") + 1 - text.rstrip().endswith(b",")
         if values.shape[0] != expected:
             values = None
-    if values is None or values.shape[0] == 0:
+    if values is None or not values.shape[0]:
         if not spaced or (b",," not in text and b"\t" not in text):
             return None
         # Irregular whitespace (runs of spaces, tabs): normalise and try once more.
@@ -163,13 +175,29 @@ def parse_int8_list(body: bytes) -> Optional[np.ndarray]:
             return None
         if values.shape[0] != text.count(b",") + 1:
             return None
-    if b"-," in text or text.endswith(b"-"):
-        return None  # numpy reads a lone "-" as 0
+    if b"-," in text or text[-1] == 45:  # 45: "-"; numpy reads a lone "-" as 0
+        return None
     iq = values.astype(np.int8)
     # Range check in one comparison of bytes (cheaper than two numpy reductions per line).
     if iq.astype(np.int64).tobytes() != values.tobytes():
         return None
     return iq
+
+
+def _normalise_mac(raw: bytes) -> str:
+    """``aa:bb:cc:dd:ee:ff`` (lower case) from a MAC field, or ``""`` when it is not one."""
+    try:
+        mac = raw.decode("ascii").strip().lower()
+        if len(mac) != 17 or mac.count(":") != 5:
+            return ""
+        bytes.fromhex(mac.replace(":", ""))
+    except (UnicodeDecodeError, ValueError):
+        return ""
+    return mac
+
+
+#: MAC fields remembered per decoder (a few nodes in practice; junk cannot grow it past this).
+_MAC_CACHE = 256
 
 
 class CsiLineDecoder:
@@ -182,6 +210,7 @@ class CsiLineDecoder:
     def __init__(self, source: Optional[str] = None) -> None:
         self.source = source
         self.header: Optional[TextLayout] = None
+        self._macs: dict[bytes, str] = {}  # raw MAC field -> normalised MAC ("" when invalid)
 
     def decode(self, line: bytes, host_time: float = 0.0) -> Union[CsiFrame, str]:
         """Decode one line (ANSI codes and line-ending whitespace already stripped)."""
@@ -198,17 +227,18 @@ class CsiLineDecoder:
         rb = line.find(b"]", lb)
         if rb < 0:
             return "torn_line"
-        prefix = line[:lb]
-        if prefix.endswith(b'"'):
-            prefix = prefix[:-1]
-        if not prefix.endswith(b","):
+        end = lb - 1 if line[lb - 1] == 34 else lb  # 34: '"' (esp-csi quotes the list)
+        if line[end - 1] != 44:  # 44: ","
             return "bad_field_count"
-        fields = prefix[:-1].split(b",")
-        lay = self._layout(len(fields))
-        if lay is None:
-            return "bad_field_count"
+        fields = line[:end - 1].split(b",")
+        n = len(fields)
+        lay = self.header
+        if lay is None or lay.data_index != n:
+            lay = KNOWN_LAYOUTS.get(n)
+            if lay is None:
+                return "bad_field_count"
         iq = parse_int8_list(line[lb + 1:rb])
-        if iq is None or iq.shape[0] % 2:
+        if iq is None or iq.shape[0] & 1:
             return "bad_array"
         return self._frame(lay, fields, iq, host_time)
 
@@ -236,29 +266,28 @@ class CsiLineDecoder:
         return frame
 
     def _frame(self, lay: TextLayout, fields: list, iq: np.ndarray, host_time: float) -> Union[CsiFrame, str]:
-        try:
-            vals = dict(zip(lay.int_attrs, map(int, lay.int_getter(fields))))
-            mac = fields[lay.mac_index].decode("ascii").strip().lower()
-        except (ValueError, UnicodeDecodeError, IndexError):
+        raw_mac = fields[lay.mac_index]
+        mac = self._macs.get(raw_mac)
+        if mac is None:
+            if len(self._macs) >= _MAC_CACHE:
+                self._macs.clear()
+            mac = self._macs[raw_mac] = _normalise_mac(raw_mac)
+        if not mac:
             return "bad_field"
-        if len(mac) != 17 or mac.count(":") != 5:
-            return "bad_field"
         try:
-            bytes.fromhex(mac.replace(":", ""))
+            ints = list(map(int, lay.int_getter(fields)))
         except ValueError:
             return "bad_field"
-        declared_len = vals.pop("len", None)
-        fwi = vals.pop("first_word_invalid", None)
-        if fwi is None:
-            # ESP32-CSI-Tool does not print the flag; on the original ESP32 the first word is garbage
-            # (see the real capture's SOURCES.md), so treat it as invalid.
-            fwi = 1 if lay.fmt == FMT_CSI_TOOL else 0
-        raw_ts = vals.pop("raw_timestamp", None)
-        frame = CsiFrame(node="mac:" + mac, iq=iq, fmt=lay.fmt, host_time=host_time, mac=mac,
-                         first_word_invalid=bool(fwi), source=self.source,
-                         raw_timestamp=None if raw_ts is None else raw_ts & 0xFFFFFFFF, **vals)
-        if declared_len is not None and declared_len != iq.shape[0]:
-            frame.extra["declared_len"] = declared_len
+        fwi = ints[lay.at_first_word_invalid] if lay.at_first_word_invalid >= 0 else lay.default_fwi
+        # ESP32-CSI-Tool does not print the first_word flag; on the original ESP32 the first word is
+        # garbage (see the real capture's SOURCES.md), so that layout defaults to invalid.
+        at_ts = lay.at_raw_timestamp
+        frame = CsiFrame("mac:" + mac, iq, lay.fmt, host_time=host_time, mac=mac, first_word_invalid=bool(fwi),
+                         source=self.source, raw_timestamp=ints[at_ts] & 0xFFFFFFFF if at_ts >= 0 else None,
+                         **dict(zip(lay.kw_attrs, ints)))
+        at_len = lay.at_len
+        if at_len >= 0 and ints[at_len] != iq.shape[0]:
+            frame.extra["declared_len"] = ints[at_len]
         return frame
 
 
