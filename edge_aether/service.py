@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import signal
 import threading
 import time
@@ -231,6 +232,10 @@ class Service:
                 if now >= next_stats:
                     self.log_stats(now)
                     next_stats = now + stats_every
+        except BrokenPipeError:  # the reader of stdout went away (`edge-aether run | head`): a normal end
+            self._stop_reason = "output pipe closed"
+            self.failure = None
+            _silence_stdout()
         except EdgeAetherError as e:
             self.failure = e
             log.error("stopping: %s", e)
@@ -437,6 +442,16 @@ class Service:
 
 # ---------------------------------------------------------------------------------------------
 # Building blocks
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so later flushes (ours, the interpreter's at exit) do not raise."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
 
 def load_head(path: str, backend: str):
     """Load a model file (empty path: the shipped default); ConfigError when it is missing."""

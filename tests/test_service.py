@@ -177,3 +177,20 @@ def test_max_frames_through_main_run(tmp_path):
     assert rc == 0
     lines = out.read_text().splitlines()
     assert len(lines) == 57 and all(json.loads(t)["node"].startswith("mac:") for t in lines)
+
+
+def test_closed_output_pipe_is_a_normal_end():
+    """`edge-aether run | head -2`: the reader going away ends the run with status 0, quietly."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "edge_aether.cli", "run", "--no-config", "--source",
+                             "sim://?nodes=2&realtime=false&seed=3"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    assert json.loads(first)["node"]
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err
+    assert "output pipe closed" in err
