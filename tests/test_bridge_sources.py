@@ -43,8 +43,9 @@ def _until(cond, timeout: float = DEADLINE, src=None) -> bool:
     return True
 
 
-def test_simulator_through_a_pty_and_the_serial_source_yields_exactly_the_written_frames():
-    with open_source("pty-sim://?nodes=3&rate=500&seed=7&count=60&realtime=false&loss=0.05") as src:
+@pytest.mark.parametrize("coalesce", ["", "&coalesce_ms=0", "&coalesce_ms=20"])
+def test_simulator_through_a_pty_and_the_serial_source_yields_exactly_the_written_frames(coalesce):
+    with open_source(f"pty-sim://?nodes=3&rate=500&seed=7&count=60&realtime=false&loss=0.05{coalesce}") as src:
         got = list(src)  # ends by itself: bounded run, everything read back
         written = list(src.writer.written)
         st = src.stats()
@@ -93,6 +94,39 @@ def test_serial_port_vanishing_and_returning(tmp_path, caplog):
     finally:
         src.close()
     assert src.ended
+
+
+def test_a_burst_of_records_is_read_in_one_wake_up():
+    # Bytes already waiting when the reader wakes (here one write of several records) are taken by
+    # one read and one decoder call: the reader's cost follows wake-ups, not records.
+    master, slave = os.openpty()
+    try:
+        import tty
+
+        tty.setraw(slave)
+        sim = Simulator(nodes=4, seed=3, loss=0.0)
+        burst = b"".join(encode(f, sim.fmt) for f in sim.frames(4))
+        assert len(burst) < 4096  # one write into the pty, arriving at once
+        with SerialSource(os.ttyname(slave), coalesce_ms=50) as src:
+            assert src.coalesce_s == 0.05
+            os.write(master, burst)
+            got = _collect(src, 4)
+            st = src.stats()
+        assert len(got) == 4 and st["reads"] == 1 and st["records"] == 4
+        assert len({f.host_time for f in got}) == 1  # stamped when the reader woke for the burst
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+@pytest.mark.parametrize("value", ["-1", "soon"])
+def test_a_bad_coalescing_interval_is_a_clear_error(value):
+    w = PtySimWriter(Simulator(nodes=1), count=1)
+    try:
+        with pytest.raises(SourceError, match="coalesce_ms"):
+            open_source(f"serial://{w.path}?coalesce_ms={value}")
+    finally:
+        w.stop()
 
 
 def test_opening_the_port_keeps_dtr_and_rts_as_the_kernel_set_them():
