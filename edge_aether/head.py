@@ -16,7 +16,8 @@ from .errors import InputError
 from numba import prange
 
 from .jit import kernel, parallel_kernel
-from .kernels import _ROWS_PER_CHUNK, attend_keys, block_means, check_array, key_scratch, prefill_key_rows
+from .kernels import (_ROWS_PER_CHUNK, attend_keys, block_means, check_array, check_frame, deliver, key_scratch,
+                      prefill_key_rows)
 from .pattern import MAX_LOG_KEYS, SparsePattern, gen_keys
 
 
@@ -270,23 +271,14 @@ class HeadStream:
         y_t : float32, shaped like ``x_t``; ``out`` if given, else an internal buffer that the next
             step overwrites (copy it to keep it).
         """
-        if type(x_t) is not np.ndarray or x_t.dtype != np.float32 or x_t.shape != self._shape \
-                or not x_t.flags.c_contiguous:
-            check_array("x_t", x_t, len(self._shape))
-            raise InputError(f"x_t: expected shape {self._shape}, found {x_t.shape}")
+        check_frame(x_t, self._shape)
         x2 = x_t.reshape(self.n_streams, -1)
         bad = _step_streams(x2, self._y, self._logits, self.head._theta, self._cfg, self._glob,
                             self.kv, self.positions, self._work, self._scores, self._iwork)
         if bad >= 0:
             raise InputError(f"x_t: expected finite values, found NaN or inf in stream {bad}; "
                              "no stream was advanced")
-        y = self._y if self.batched else self._y[0]
-        if out is None:
-            return y
-        if out.shape != self._shape or out.dtype != np.float32:
-            raise InputError(f"out: expected float32 {self._shape}, found {out.dtype} {out.shape}")
-        out[...] = y
-        return out
+        return deliver(self._y if self.batched else self._y[0], out, self._shape)
 
     def reset(self, stream: int | None = None) -> None:
         """Forget everything (or one stream of a batch): positions restart at 0."""

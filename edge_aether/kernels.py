@@ -165,6 +165,25 @@ def check_array(name, a, ndim, dtype=np.float32):
                          "(use np.ascontiguousarray)")
 
 
+def check_frame(x_t, shape) -> None:
+    """Raise InputError unless x_t is a C-contiguous float32 array of exactly ``shape``."""
+    if type(x_t) is not np.ndarray or x_t.dtype != np.float32 or x_t.shape != shape \
+            or not x_t.flags.c_contiguous:
+        check_array("x_t", x_t, len(shape))
+        raise InputError(f"x_t: expected shape {shape}, found {x_t.shape}")
+
+
+def deliver(y, out, shape):
+    """Return ``y``, or copy it into the caller's ``out`` (float32 of ``shape``) and return that."""
+    if out is None:
+        return y
+    if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != np.float32:
+        raise InputError(f"out: expected float32 {shape}, found {getattr(out, 'dtype', type(out).__name__)} "
+                         f"{getattr(out, 'shape', '')}")
+    out[...] = y
+    return out
+
+
 def _check_qkv(q, k, v):
     for name, a in (("q", q), ("k", k), ("v", v)):
         check_array(name, a, (3, 4))

@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import InputError
-from .kernels import check_array
+from .kernels import check_array, check_frame, deliver
 from .onnx_graph import MAX_STEP_HORIZON, state_specs
 
 
@@ -197,21 +197,13 @@ class OrtHeadStream:
 
     def step(self, x_t: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Consume one frame per stream, return y_t (an internal buffer unless ``out`` is given)."""
-        if type(x_t) is not np.ndarray or x_t.dtype != np.float32 or x_t.shape != self._shape:
-            check_array("x_t", x_t, len(self._shape))
-            raise InputError(f"x_t: expected shape {self._shape}, found {x_t.shape}")
+        check_frame(x_t, self._shape)
         if not np.all(np.isfinite(x_t)):
             raise InputError("x_t: expected finite values, found NaN or inf; no stream was advanced")
         self._x[...] = x_t.reshape(self._x.shape)
         self._sess.run_with_iobinding(self._bindings[self._cur])
         self._cur ^= 1
-        y = self._y if self.batched else self._y[0]
-        if out is None:
-            return y
-        if out.shape != self._shape or out.dtype != np.float32:
-            raise InputError(f"out: expected float32 {self._shape}, found {out.dtype} {out.shape}")
-        out[...] = y
-        return out
+        return deliver(self._y if self.batched else self._y[0], out, self._shape)
 
     def reset(self, stream: int | None = None) -> None:
         """Forget everything (or one stream of a batch): positions restart at 0."""
