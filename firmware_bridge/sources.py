@@ -2,9 +2,12 @@
 
 Every source is a plain iterator of :class:`CsiFrame` and also offers ``read(timeout)`` (what arrived
 within ``timeout`` seconds, possibly nothing), ``stats()``, ``close()`` and the context-manager
-protocol. A reader thread does the I/O and decoding, fills the per-node bookkeeping fields and hands
-frames over through a bounded queue. Live sources (serial, UDP, real-time simulator) drop the oldest
-frame when the consumer falls behind, and count it; file replays and unpaced simulations wait instead.
+protocol. A reader thread does the I/O and hands its results over through a bounded queue. Most
+sources decode in that thread and queue frames; the serial source queues the raw byte chunks it read
+and decodes them in the consumer's ``read`` (one thread wake-up per batch, decoder caches warm in the
+thread that uses the frames). Live sources (serial, UDP, real-time simulator) drop the oldest frame
+(serial: chunk) when the consumer falls behind, and count it; file replays and unpaced simulations
+wait instead.
 A fatal error in the reader thread is raised to the consumer by ``read``/``next`` as a
 :class:`SourceError`. Create sources with :func:`open_source` from a URL.
 """
@@ -41,6 +44,9 @@ _READ_SIZE = 1 << 16
 #: needed); a read this long means bytes come faster than the coalescing wait needs to gather them,
 #: and a full buffer stalls the sender, so the next read does not wait.
 _TTY_BUF = 4096
+#: Bytes the serial source's chunk queue holds per frame of ``queue_size`` (a CSI text line is
+#: 0.6-3.5 kB): the default queue keeps 8 MiB, a few seconds of a busy port.
+_QUEUE_BYTES_PER_FRAME = 2048
 
 
 class FrameQueue:
@@ -85,12 +91,18 @@ class FrameQueue:
             items = list(self._q)
             self._q.clear()
             self._cv.notify_all()
-            if not items and self._error is not None:
-                err = self._error
-                if isinstance(err, BridgeError):
-                    raise err
-                raise SourceError(f"reader thread failed: {err!r}") from err
+            if not items:
+                self._raise_failure()
             return items
+
+    def _raise_failure(self) -> None:
+        """Raise the reader's error, if it failed (called with the lock held, nothing queued)."""
+        err = self._error
+        if err is None:
+            return
+        if isinstance(err, BridgeError):
+            raise err
+        raise SourceError(f"reader thread failed: {err!r}") from err
 
     def finish(self, error: Optional[BaseException] = None) -> None:
         """No more frames will come (``error`` says why, if it is a failure)."""
@@ -104,6 +116,73 @@ class FrameQueue:
     def ended(self) -> bool:
         with self._cv:
             return self._ended and not self._q
+
+
+class ChunkQueue(FrameQueue):
+    """Bounded hand-over of raw byte chunks ``(data, host_time)`` from a reader thread to the consumer.
+
+    Bounded by bytes: a full queue drops its oldest chunks (counted in ``dropped`` and
+    ``dropped_bytes``; the newest chunk is always kept) and marks the gap, so that :meth:`get`
+    returns a ``(None, 0.0)`` marker before the chunks that follow it: the line torn by the gap must
+    be dropped. The reader puts the same marker when the port goes away. The producer never waits.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(maxlen=1, drop_oldest=True)
+        self.max_bytes = max(1, int(max_bytes))
+        self.dropped_bytes = 0
+        self._bytes = 0
+        self._gap = False
+        self._waiting = 0
+        self._q: deque = deque()
+        self._cv = threading.Condition(threading.Lock())
+
+    def put_chunk(self, data: Optional[bytes], host_time: float) -> None:
+        """Queue ``data`` read at ``host_time`` (``None``: the stream broke here)."""
+        with self._cv:
+            q = self._q
+            q.append((data, host_time))
+            if data is not None:
+                self._bytes += len(data)
+                while self._bytes > self.max_bytes and len(q) > 1:
+                    old = q.popleft()[0]
+                    if old is not None:
+                        self._bytes -= len(old)
+                        self.dropped += 1
+                        self.dropped_bytes += len(old)
+                    self._gap = True
+            if self._waiting:
+                self._cv.notify()
+
+    def put(self, frames: list, stop: threading.Event) -> None:  # pragma: no cover - not a frame queue
+        raise TypeError("ChunkQueue holds byte chunks: use put_chunk")
+
+    def get(self, timeout: float) -> list:
+        """Every queued chunk (after a gap marker if chunks were dropped), waiting up to ``timeout``
+        for the first; raises a reader error."""
+        with self._cv:
+            q = self._q
+            if not q and not self._ended and timeout > 0:
+                deadline = time.monotonic() + timeout
+                self._waiting += 1
+                try:
+                    while not q and not self._ended:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cv.wait(left)
+                finally:
+                    self._waiting -= 1
+            if not q:
+                self._raise_failure()
+                return []
+            items = list(q)
+            q.clear()
+            self._bytes = 0
+            if self._gap:
+                self._gap = False
+                items.insert(0, (None, 0.0))
+            return items
 
 
 class FrameSource:
@@ -135,7 +214,11 @@ class FrameSource:
         if self._pending:
             out = list(self._pending)
             self._pending.clear()
-            return out + self._queue.get(0.0)
+            return out + self._take(0.0)
+        return self._take(timeout)
+
+    def _take(self, timeout: float) -> list[CsiFrame]:
+        """What the reader handed over, as frames (sources that queue bytes decode here)."""
         return self._queue.get(timeout)
 
     def __iter__(self) -> Iterator[CsiFrame]:
@@ -143,7 +226,7 @@ class FrameSource:
 
     def __next__(self) -> CsiFrame:
         while not self._pending:
-            got = self._queue.get(0.5)
+            got = self._take(0.5)
             if got:
                 self._pending.extend(got)
             elif self._queue.ended:
@@ -206,10 +289,15 @@ class FrameSource:
         if not frames:
             return
         with self._lock:
-            for f in frames:
-                self.tracker.update(f)
-            self.frames += len(frames)
+            self._account(frames)
         self._queue.put(frames, self._stop)
+
+    def _account(self, frames: list[CsiFrame]) -> None:
+        """Fill the bookkeeping fields and count (with ``self._lock`` held)."""
+        update = self.tracker.update
+        for f in frames:
+            update(f)
+        self.frames += len(frames)
 
     def _run(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -248,11 +336,15 @@ class SerialSource(FrameSource):
     """Frames from a serial port (USB CDC/UART bridge), surviving unplug and replug.
 
     Reads whatever bytes are waiting (never ``readline``), in few wake-ups: the reader blocks until
-    the first byte arrives, waits ``coalesce_ms`` more (not when the previous read found the tty
-    buffer full), then takes everything waiting in one read. At 100 Hz x 4 nodes that is one wake-up per
-    few records instead of one per record (or per USB packet). When the port vanishes the partial line
-    is dropped, the loss is logged, and the port is reopened with exponential back-off until it
-    returns (``reconnect=False`` makes it a fatal error instead). Iteration never ends by itself.
+    the first byte arrives, waits ``coalesce_ms`` more, then takes everything waiting in one read; while
+    bytes keep coming it sleeps ``coalesce_ms`` between reads (not after a read that found the tty
+    buffer full) and only blocks in ``poll`` again once a read finds nothing. A steady stream thus costs
+    one wake-up per ``coalesce_ms``, whatever the record rate. The reader thread only reads: it
+    queues the raw chunks (bounded by bytes, ``queue_size`` x 2 KiB; the oldest chunks are dropped
+    and counted in ``dropped_chunks``/``dropped_bytes`` when the consumer falls behind), and
+    :meth:`read` decodes them in the caller's thread. When the port vanishes the partial line is
+    dropped, the loss is logged, and the port is reopened with exponential back-off until it returns
+    (``reconnect=False`` makes it a fatal error instead). Iteration never ends by itself.
 
     pyserial opens and configures the port (baud rate, raw mode, DTR/RTS, see
     :func:`open_serial_port`); on POSIX the reader then waits with ``poll`` and reads the file
@@ -261,9 +353,10 @@ class SerialSource(FrameSource):
     still wakes the reader for :meth:`close`. Where the port has no file descriptor (not POSIX) the
     reader falls back to pyserial's ``read`` with the same coalescing.
 
-    ``host_time`` of a frame is when the reader woke for the first byte of the read that completed
-    it, so a record that came in during the coalescing wait is stamped up to ``coalesce_ms`` early:
-    latencies measured from ``host_time`` include the coalescing delay instead of hiding it.
+    ``host_time`` of a frame is the earliest time the bytes of the read that completed it can have
+    arrived: when the reader woke for the first byte, or, for a read after a coalescing sleep, when
+    the previous read ended. A record is thus stamped up to ``coalesce_ms`` early: latencies measured
+    from ``host_time`` include the coalescing delay instead of hiding it.
 
     Parameters
     ----------
@@ -288,6 +381,7 @@ class SerialSource(FrameSource):
         if not coalesce_ms >= 0:
             raise SourceError(f"coalesce_ms={coalesce_ms!r}: expected a number of milliseconds >= 0 (0: off)")
         super().__init__(**kw)
+        self._queue = ChunkQueue(self._queue.maxlen * _QUEUE_BYTES_PER_FRAME)
         self.baud = int(baud)
         self.reconnect = reconnect
         self.backoff = (float(backoff[0]), float(backoff[1]))
@@ -297,11 +391,13 @@ class SerialSource(FrameSource):
         self.connected = threading.Event()
         self.disconnects = 0
         self.reads = 0               # reads that returned bytes (reader wake-ups that did work)
-        self.bytes_handed_over = 0  # bytes whose frames are already in the queue
+        self.bytes_handed_over = 0  # bytes read and then decoded by read(), or dropped from the queue
+        self._bytes_decoded = 0
         self._ser = None
         self._poller = None         # poll object of the open port (POSIX), see _attach
         self._fd = -1
         self._saturated = False     # the last read took a full tty buffer: do not wait before the next
+        self._since: Optional[float] = None  # bytes may be waiting since then (None: block in poll)
         try:
             self._ser = open_serial_port(path, self.baud, read_timeout)
             self._attach()
@@ -330,7 +426,29 @@ class SerialSource(FrameSource):
         d["disconnects"] = self.disconnects
         d["connected"] = self.connected.is_set()
         d["reads"] = self.reads
+        d["dropped_chunks"] = self._queue.dropped
+        d["dropped_bytes"] = self._queue.dropped_bytes
         return d
+
+    def _take(self, timeout: float) -> list[CsiFrame]:
+        """Decode the chunks the reader queued (in the caller's thread)."""
+        chunks = self._queue.get(timeout)
+        if not chunks:
+            return []
+        dec = self.decoder
+        out: list[CsiFrame] = []
+        n = 0
+        with self._lock:
+            for data, t in chunks:
+                if data is None:  # the port went away, or chunks were dropped: the line is torn
+                    dec.drop_partial()
+                    continue
+                n += len(data)
+                out += dec.feed(data, t)
+            self._account(out)
+            self._bytes_decoded += n
+            self.bytes_handed_over = self._bytes_decoded + self._queue.dropped_bytes
+        return out
 
     def _attach(self) -> None:
         """Use poll + os.read on the port's file descriptor where there is one (POSIX)."""
@@ -346,28 +464,38 @@ class SerialSource(FrameSource):
         self._poller, self._fd = poller, fd
 
     def _read_fd(self) -> tuple[bytes, float]:
-        """Block (up to ``read_timeout``) for the first byte, coalesce, read all that is waiting."""
-        events = self._poller.poll(self.read_timeout * 1000.0)
-        if not events:
-            return b"", 0.0
-        now = time.monotonic()
+        """Read what is waiting: after a coalescing sleep while bytes keep coming, else block (up to
+        ``read_timeout``) for the first byte and coalesce. Returns the bytes and the earliest time they
+        can have arrived."""
         fd = self._fd
-        for f, _ in events:
-            if f != fd:  # the abort pipe: close() wants the thread back
-                try:
-                    os.read(f, 1024)
-                except OSError:
-                    pass
+        since = self._since
+        if since is None:
+            events = self._poller.poll(self.read_timeout * 1000.0)
+            if not events:
                 return b"", 0.0
-        if self.coalesce_s and not self._saturated:
+            since = time.monotonic()
+            for f, _ in events:
+                if f != fd:  # the abort pipe: close() wants the thread back
+                    try:
+                        os.read(f, 1024)
+                    except OSError:
+                        pass
+                    return b"", 0.0
+            if self.coalesce_s:
+                time.sleep(self.coalesce_s)
+        elif not self._saturated:
             time.sleep(self.coalesce_s)
+        polled = self._since is None
         try:
             data = os.read(fd, _READ_SIZE)
-        except BlockingIOError:  # another process took the bytes
-            return b"", 0.0
+        except BlockingIOError:  # nothing came during the sleep (or another process took the bytes)
+            data = b""
         if not data:
-            # A vanished device (hang-up) is always "ready" and reads nothing.
-            raise OSError("device reports readiness to read but returned no data (disconnected?)")
+            self._since = None
+            if polled:
+                # A vanished device (hang-up) is always "ready" and reads nothing.
+                raise OSError("device reports readiness to read but returned no data (disconnected?)")
+            return b"", 0.0  # nothing came during the sleep (pyserial sets VMIN=0: no EAGAIN)
         self._saturated = len(data) >= _TTY_BUF
         if self._saturated:
             parts = [data]
@@ -380,7 +508,9 @@ class SerialSource(FrameSource):
                     break
                 parts.append(data)
             data = b"".join(parts)
-        return data, now
+        # Bytes that come from now on wait for the next read; with no coalescing, poll for them.
+        self._since = time.monotonic() if (self.coalesce_s or self._saturated) else None
+        return data, since
 
     def _read_pyserial(self) -> tuple[bytes, float]:
         ser = self._ser
@@ -431,10 +561,7 @@ class SerialSource(FrameSource):
             self.reads += 1
             if self.recorder is not None:
                 self.recorder.write(data, now)
-            with self._lock:
-                frames = self.decoder.feed(data, now)
-            self._emit(frames)
-            self.bytes_handed_over += len(data)
+            self._queue.put_chunk(data, now)
         self._close_port()
 
     def _lost_port(self, err: BaseException) -> None:
@@ -442,12 +569,13 @@ class SerialSource(FrameSource):
         self.connected.clear()
         with self._lock:
             self.disconnects += 1
-            self.decoder.drop_partial()
+        self._queue.put_chunk(None, 0.0)  # read() drops the partial line when it gets here
         self._close_port()
 
     def _close_port(self) -> None:
         ser, self._ser = self._ser, None
         self._poller, self._fd = None, -1
+        self._since, self._saturated = None, False
         if ser is not None:
             try:
                 ser.close()
@@ -811,5 +939,5 @@ def open_source(url: str, **opts: Any) -> FrameSource:
     raise SourceError(f"unknown source scheme {scheme!r} in {url!r}; expected serial, udp, replay, sim or pty-sim")
 
 
-__all__ = ["FrameQueue", "FrameSource", "PtySimSource", "ReplaySource", "SerialSource", "SimSource",
+__all__ = ["ChunkQueue", "FrameQueue", "FrameSource", "PtySimSource", "ReplaySource", "SerialSource", "SimSource",
            "UdpSource", "FileFrames", "canonical_format", "open_serial_port", "open_source"]

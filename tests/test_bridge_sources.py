@@ -12,7 +12,7 @@ import pytest
 from firmware_bridge.capture import RecordWriter
 from firmware_bridge.errors import SourceError
 from firmware_bridge.sim import PtySimWriter, Simulator, encode
-from firmware_bridge.sources import FrameQueue, SerialSource, open_serial_port, open_source
+from firmware_bridge.sources import ChunkQueue, FrameQueue, SerialSource, open_serial_port, open_source
 
 DEADLINE = 20.0  # seconds; generous for loaded CI machines, never reached when things work
 
@@ -194,6 +194,17 @@ def test_live_queue_drops_the_oldest_and_counts_it():
     q = FrameQueue(maxlen=3, drop_oldest=True)
     q.put(list(range(5)), threading.Event())
     assert q.get(0.0) == [2, 3, 4] and q.dropped == 2
+
+
+def test_serial_chunk_queue_drops_the_oldest_bytes_counts_them_and_marks_the_gap():
+    q = ChunkQueue(max_bytes=10)
+    for i, data in enumerate([b"aaaaaa", b"bbbbbb", b"cccccc"]):
+        q.put_chunk(data, float(i))
+    # The torn line before the gap must be dropped: a marker comes first, then what survived.
+    assert q.get(0.0) == [(None, 0.0), (b"cccccc", 2.0)]
+    assert q.dropped == 2 and q.dropped_bytes == 12
+    q.put_chunk(b"x" * 64, 3.0)  # one chunk larger than the bound is kept whole
+    assert q.get(0.0) == [(b"x" * 64, 3.0)] and q.dropped == 2
 
 
 def test_a_reader_thread_failure_reaches_the_consumer(monkeypatch):
