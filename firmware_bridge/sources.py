@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 DEFAULT_UDP_PORT = 5005
 DEFAULT_BAUD = 921600
 DEFAULT_QUEUE = 4096
-#: How long a serial reader waits, after the first byte, for more to arrive before reading (ms).
-DEFAULT_COALESCE_MS = 2.0
+#: How long a serial reader waits, after the first byte, for more to arrive before reading, and
+#: between reads while bytes keep coming (ms): one reader wake-up per interval on a busy port.
+DEFAULT_COALESCE_MS = 5.0
 _READ_SIZE = 1 << 16
 #: The tty line discipline buffers 4 KiB. A read shorter than this drained it (no second read is
 #: needed); a read this long means bytes come faster than the coalescing wait needs to gather them,
@@ -889,7 +890,7 @@ def _make_sim(o: dict) -> tuple[Simulator, dict]:
 def open_source(url: str, **opts: Any) -> FrameSource:
     """Open a frame source from a URL.
 
-    - ``serial:///dev/ttyUSB0?baud=921600&coalesce_ms=2`` or a plain device path (``coalesce_ms``: see
+    - ``serial:///dev/ttyUSB0?baud=921600&coalesce_ms=5`` or a plain device path (``coalesce_ms``: see
       :class:`SerialSource`; 0 reads as soon as a byte arrives);
     - ``udp://0.0.0.0:5005``;
     - ``replay://path?speed=1.0`` or a plain path of an existing regular file;
