@@ -27,6 +27,10 @@ if [ ! -f "$stamp" ]; then
     "$ENVDIR/run-arm64.sh" --deps "$ROOT" test
     touch "$stamp"
 fi
+# The emulated root has one /proc/cpuinfo, rewritten for each CPU model: two runs at once would make
+# LLVM in one of them compile for the other's CPU (seen as SIGILL on the Pi 4 model). One at a time.
+exec 9>"$ENVDIR/.check-arm64.lock"
+flock -n 9 || { echo "check-arm64: another run is using $ENVDIR; wait for it (CPU models share one cpuinfo)" >&2; exit 2; }
 args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(tests/)
 status=0
