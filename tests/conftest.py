@@ -28,3 +28,12 @@ import sys  # noqa: E402
 
 # tests/reference.py is imported as a plain module by the test files.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+
+@pytest.fixture(scope="session")
+def csi_tool_frames(csi_tool_capture) -> tuple:
+    """The real capture decoded by firmware_bridge's own framer (read-only: shared by tests)."""
+    from firmware_bridge.framing import StreamDecoder
+
+    decoder = StreamDecoder(source=csi_tool_capture.name)
+    return tuple(decoder.feed(csi_tool_capture.read_bytes()) + decoder.flush())

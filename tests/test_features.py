@@ -89,23 +89,8 @@ def test_ht40_decimate_parity(case):
         np.testing.assert_allclose(row, reference_features(vals, pairs, sc, targets), atol=ATOL, rtol=0)
 
 
-def _capture_frames(path):
-    """Local parser for the ESP32-CSI-Tool capture (array: second-to-last field, imaginary first)."""
-    frames = []
-    with open(path, newline="") as f:
-        for line in f:
-            if not line.startswith("CSI_DATA"):
-                continue
-            fld = line.rstrip("\r\n").split(",")
-            vals = np.array(fld[-2].strip("[] ").split(), dtype=np.int16).astype(np.int8)
-            frames.append(CsiFrame(node="mac:" + fld[2].lower(), iq=vals, fmt="esp32-csi-tool",
-                                   sig_mode=int(fld[5]), bandwidth=int(fld[7]), stbc=int(fld[11]),
-                                   secondary_channel=int(fld[17]), rssi=int(fld[3])))
-    return frames
-
-
-def test_real_capture_parity_and_batch_equals_stream(csi_tool_capture):
-    frames = _capture_frames(csi_tool_capture)
+def test_real_capture_parity_and_batch_equals_stream(csi_tool_frames):
+    frames = list(csi_tool_frames)
     assert len(frames) == 299 and {f.n_values for f in frames} == {128, 384}
     x, status = featurise_frames(frames)
     assert np.all(status == 0) and np.isfinite(x).all()

@@ -110,23 +110,11 @@ def test_first_block_data_contract():
     assert p4.size == 0 and s4.size == 0
 
 
-def _capture_rows(path):
-    rows = []
-    with open(path, newline="") as f:
-        for line in f:
-            if not line.startswith("CSI_DATA"):
-                continue
-            fields = line.rstrip("\r\n").split(",")
-            vals = np.array(fields[-2].strip("[] ").split(), dtype=np.int16)
-            rows.append((int(fields[5]), int(fields[7]), int(fields[17]), int(fields[11]), vals))
-    return rows
-
-
-def test_real_capture_nulls_fall_where_the_layout_says(csi_tool_capture):
-    rows = _capture_rows(csi_tool_capture)
-    assert {len(r[4]) for r in rows} == {128, 384}
-    for sig, bw, sec, stbc, vals in rows:
-        lay = layout_for(len(vals), sig, bw, sec, stbc)
+def test_real_capture_nulls_fall_where_the_layout_says(csi_tool_frames):
+    assert {f.n_values for f in csi_tool_frames} == {128, 384}
+    for fr in csi_tool_frames:
+        vals = fr.iq.astype(np.int16)
+        lay = layout_for(fr.n_values, fr.sig_mode, fr.bandwidth, fr.secondary_channel, fr.stbc)
         assert lay is not None
         pairs = vals.reshape(-1, 2)
         energy = np.abs(pairs).sum(1)
