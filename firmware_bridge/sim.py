@@ -122,6 +122,23 @@ class Simulator:
                     return
             k += 1
 
+    def paced_frames(self, count: Optional[int] = None, duration: Optional[float] = None,
+                     realtime: bool = True, stop: Optional[threading.Event] = None) -> Iterator[CsiFrame]:
+        """Frames bounded by ``count`` and ``duration`` (seconds of simulated time); with ``realtime``
+        each is yielded at its send time on the monotonic clock. Ends early once ``stop`` is set."""
+        stop = stop or threading.Event()
+        t0 = time.monotonic()
+        for t, frame in self.timed_frames(count):
+            if duration is not None and t >= duration:
+                return
+            if realtime:
+                delay = t0 + t - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    return
+            if stop.is_set():
+                return
+            yield frame
+
     # -- internals ----------------------------------------------------------------------------
     def _make_node(self, i: int, rng: np.random.Generator) -> dict:
         n_static = 3
@@ -260,14 +277,7 @@ class PtySimWriter:
         try:
             if self.header and self.sim.fmt in LAYOUT_FIELDS:
                 self._write_all(header_line(self.sim.fmt))
-            t0 = time.monotonic()
-            for t, frame in self.sim.timed_frames(self.count):
-                if self.duration is not None and t >= self.duration:
-                    break
-                if self.realtime:
-                    delay = t0 + t - time.monotonic()
-                    if delay > 0 and self._stop.wait(delay):
-                        break
+            for frame in self.sim.paced_frames(self.count, self.duration, self.realtime, self._stop):
                 if not self._write_all(encode(frame, self.sim.fmt)):
                     break
                 self.written.append(frame)

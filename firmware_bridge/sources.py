@@ -227,7 +227,7 @@ class FrameSource:
 
     def __next__(self) -> CsiFrame:
         while not self._pending:
-            got = self._take(0.5)
+            got = self.read(0.5)  # subclasses that forward or check errors do it in read()
             if got:
                 self._pending.extend(got)
             elif self._queue.ended:
@@ -764,16 +764,7 @@ class SimSource(FrameSource):
         return self.decoder.stats.as_dict()
 
     def _run(self) -> None:
-        start = time.monotonic()
-        for t, frame in self.sim.timed_frames(self.count):
-            if self.duration is not None and t >= self.duration:
-                break
-            if self.realtime:
-                delay = start + t - time.monotonic()
-                if delay > 0 and self._stop.wait(delay):
-                    return
-            if self._stop.is_set():
-                return
+        for frame in self.sim.paced_frames(self.count, self.duration, self.realtime, self._stop):
             data = encode(frame, self.sim.fmt)
             now = time.monotonic()
             if self.recorder is not None:
@@ -810,15 +801,6 @@ class PtySimSource(FrameSource):
         if not got and self._drained():
             self._queue.finish()
         return got
-
-    def __next__(self) -> CsiFrame:
-        while not self._pending:
-            got = self.read(0.5)
-            if got:
-                self._pending.extend(got)
-            elif self._queue.ended:
-                raise StopIteration
-        return self._pending.popleft()
 
     def _drained(self) -> bool:
         if not self.writer.done.is_set():
