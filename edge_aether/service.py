@@ -592,10 +592,7 @@ def main_run(args: argparse.Namespace, on_ready: Optional[Callable[[Service], No
             return EXIT_FAILURE
         if on_ready is not None:
             on_ready(service)
-        try:
-            return service.run()
-        except BrokenPipeError:  # `edge-aether run | head`
-            return 0
+        return service.run()  # a closed stdout pipe is a normal end inside run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
