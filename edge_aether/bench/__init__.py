@@ -138,10 +138,13 @@ def main_bench(args: argparse.Namespace) -> int:
     if args.soak is not None and args.soak < 1:
         print(f"edge-aether bench: --soak expects a positive frame count, found {args.soak}", file=sys.stderr)
         return 2
-    model = args.model
-    if model is None:
-        from ..model_store import default_model_path
-        model = str(default_model_path())
+    from ..errors import ModelError
+    from ..model_store import default_model_path
+    try:
+        model = args.model or str(default_model_path())
+    except ModelError as e:
+        print(f"edge-aether bench: {e}", file=sys.stderr)
+        return 2
     ctx = BenchContext(quick=args.quick, model=model, soak=args.soak, progress=progress)
     result: dict[str, dict] = {"env": env_mod.collect(model)}
     for name in names:

@@ -17,15 +17,9 @@ HORIZON = 1024
 
 
 def load_head(ctx):
-    """The model the bench runs: ctx.model, else the shipped default, else seeded AETHER weights."""
-    from ..head import TemporalHead
-    try:
-        from ..model_store import load_head as load_model
-        return load_model(ctx.model, backend="numba")
-    except (ImportError, FileNotFoundError):
-        if ctx.model:
-            raise
-    return TemporalHead.random(112, seed=0)
+    """The model the bench runs: ctx.model, else the shipped default (ModelError if neither exists)."""
+    from ..model_store import load_head as load_model
+    return load_model(ctx.model, backend="numba")
 
 
 def run(ctx) -> dict:
